@@ -1,0 +1,1 @@
+"""Local stand-ins for Snowflake and Atomic: run the package offline."""

@@ -1,0 +1,3 @@
+from dbt_atomic_local.cli import main
+
+raise SystemExit(main())
