@@ -1,0 +1,1 @@
+../../src/dbt_atomic_handlers/atomic_handler.py
