@@ -56,13 +56,9 @@ def bench_config(users_per_request: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20000, help="total requests (at most 1,000,000)")
-    parser.add_argument(
-        "--duration", type=float, default=30, help="stop after this many seconds (at most 300)"
-    )
+    parser.add_argument("--duration", type=float, default=30, help="stop after this many seconds (at most 300)")
     parser.add_argument("--threads", type=int, default=4, help="client threads (at most 64)")
     parser.add_argument("--users", type=int, default=1, help="users per request (a JSON array)")
     args = parser.parse_args(argv)
@@ -98,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                         break
                     sent += 1
                 i += 1
-                rows = [
-                    {"targetUserId": f"user-{number}-{i}-{k}", "balance": 12.5} for k in range(args.users)
-                ]
+                rows = [{"targetUserId": f"user-{number}-{i}-{k}", "balance": 12.5} for k in range(args.users)]
                 body = json.dumps(rows if args.users > 1 else rows[0]).encode()
                 headers = {"Content-Type": "application/json", "User-Agent": "bench"}
                 headers.update(sign_headers(signing, body))
