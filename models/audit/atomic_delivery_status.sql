@@ -51,5 +51,6 @@ select
     latest.recorded_at as last_recorded_at
 from latest
 inner join history
-    on latest.destination = history.destination
-    and latest.dedupe_key = history.dedupe_key
+    on
+        latest.destination = history.destination
+        and latest.dedupe_key = history.dedupe_key
