@@ -25,9 +25,7 @@ _JSON = "application/json"
 
 
 def _json(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(value, separators=(",", ":")), status_code=status, headers=headers, media_type=_JSON
-    )
+    return Response(json.dumps(value, separators=(",", ":")), status_code=status, headers=headers, media_type=_JSON)
 
 
 def _finish(entry: Entry, status: int, verdict: str, message: str | None = None) -> None:
@@ -36,17 +34,13 @@ def _finish(entry: Entry, status: int, verdict: str, message: str | None = None)
     entry.message = message
 
 
-def _fail(
-    entry: Entry, status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> Response:
+def _fail(entry: Entry, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     """An Atomic-style error answer, recorded in the request's log entry."""
     _finish(entry, status, code, message)
     return _json({"error": {"code": code, "message": message}}, status, headers)
 
 
-def _oauth_fail(
-    entry: Entry, status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> Response:
+def _oauth_fail(entry: Entry, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     """An OAuth2-style error answer (the token endpoint)."""
     _finish(entry, status, code, message)
     return _json({"error": code, "error_description": message}, status, headers)
@@ -135,18 +129,14 @@ class LocalAtomic:
         except ValueError:
             return _fail(entry, 400, "invalid_json", "the body is not valid JSON")
         if trigger.mapping is None:
-            return _fail(
-                entry, 400, "no_mapping", "the trigger has no payload mapping yet: get a sample and map it"
-            )
+            return _fail(entry, 400, "no_mapping", "the trigger has no payload mapping yet: get a sample and map it")
         try:
             mapped = map_body(trigger.mapping, parsed)
         except MappingError as exc:
             return _fail(entry, 400, "mapping_failed", f"mapping failed: {exc}")
         max_users = config.limits.webhook_users
         if max_users is not None and len(mapped) > max_users:
-            return _fail(
-                entry, 400, "too_many_users", f"{len(mapped)} users in one request; at most {max_users}"
-            )
+            return _fail(entry, 400, "too_many_users", f"{len(mapped)} users in one request; at most {max_users}")
         accepted: list[str] = []
         ignored: list[str] = []
         test_only = trigger.mode == "test"
@@ -173,28 +163,20 @@ class LocalAtomic:
         state = self.state
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
-            return _oauth_fail(
-                entry, 400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded"
-            )
+            return _oauth_fail(entry, 400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
         params = dict(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
         params.update(request.query_params)
         if params.get("grant_type") != "client_credentials":
             return _oauth_fail(entry, 400, "unsupported_grant_type", "grant_type must be client_credentials")
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "basic" or not credentials:
-            return _oauth_fail(
-                entry, 401, "invalid_client", "Basic authorization with client id and secret required"
-            )
+            return _oauth_fail(entry, 401, "invalid_client", "Basic authorization with client id and secret required")
         try:
-            client_id, sep, secret = (
-                base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
-            )
+            client_id, sep, secret = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             sep = ""
         if not sep:
-            return _oauth_fail(
-                entry, 401, "invalid_client", "the Basic credentials are not base64(id:secret)"
-            )
+            return _oauth_fail(entry, 401, "invalid_client", "the Basic credentials are not base64(id:secret)")
         if params.get("client_id", client_id) != client_id:
             return _oauth_fail(entry, 401, "invalid_client", "client_id does not match the Basic credentials")
         expected = state.config.clients.get(client_id)
@@ -206,9 +188,7 @@ class LocalAtomic:
             rate_limit = state.config.token.rate_limit
             if rate_limit is not None and rate_limit.retry_after:
                 headers = {"Retry-After": str(max(1, int(wait + 0.999)))}
-            return _oauth_fail(
-                entry, 429, "too_many_requests", "too many token requests: cache tokens", headers
-            )
+            return _oauth_fail(entry, 429, "too_many_requests", "too many token requests: cache tokens", headers)
         access_token, expires_in = state.issue_token(client_id)
         _finish(entry, 200, "issued")
         return _json({"access_token": access_token, "expires_in": expires_in, "token_type": "Bearer"})

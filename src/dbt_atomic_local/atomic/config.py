@@ -120,11 +120,7 @@ class Config:
         triggers = raw.get("triggers") or {}
         masked_triggers = {}
         for index, (token, spec) in enumerate(triggers.items(), start=1):
-            if (
-                isinstance(spec, dict)
-                and isinstance(spec.get("signing"), dict)
-                and "secret" in spec["signing"]
-            ):
+            if isinstance(spec, dict) and isinstance(spec.get("signing"), dict) and "secret" in spec["signing"]:
                 spec["signing"]["secret"] = MASK
             trigger = self.triggers.get(token)
             name = trigger.name if trigger else str(index)
@@ -148,9 +144,7 @@ def _obj(value: Any, where: str) -> dict[str, Any]:
 def _check_keys(value: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(value) - allowed)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
-        )
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _str(value: Any, where: str, *, empty: bool = False) -> str:
@@ -226,15 +220,11 @@ def parse_signing(value: Any, where: str) -> Signing | None:
     if data.get("timestamp") is not None:
         timestamp = _header_field(data["timestamp"], f"{where}.data.timestamp")
     default_template = "[timestamp].[payload]" if timestamp else "[payload]"
-    template = _template(
-        _str(spec.get("template", default_template), f"{where}.template"), f"{where}.template"
-    )
+    template = _template(_str(spec.get("template", default_template), f"{where}.template"), f"{where}.template")
     if "timestamp" in template and timestamp is None:
         raise ConfigError(f"{where}.template: uses [timestamp] but data.timestamp is not set")
     if timestamp and signature.header == timestamp.header and signature.prefix == timestamp.prefix:
-        raise ConfigError(
-            f"{where}.data: signature and timestamp share a header, so they need different prefixes"
-        )
+        raise ConfigError(f"{where}.data: signature and timestamp share a header, so they need different prefixes")
     tolerance = spec.get("tolerance_seconds", 300)
     tolerance = None if tolerance is None else _positive_number(tolerance, f"{where}.tolerance_seconds")
     return Signing(
@@ -318,9 +308,7 @@ def _parse_analytics(value: Any) -> AnalyticsSettings:
         if not isinstance(environments, list) or not all(isinstance(e, str) and e for e in environments):
             raise ConfigError("analytics.environments: must be a list of non-empty strings, or null (any)")
         environments = frozenset(environments)
-    pattern_text = _str(
-        spec.get("event_name_pattern", DEFAULT_EVENT_NAME_PATTERN), "analytics.event_name_pattern"
-    )
+    pattern_text = _str(spec.get("event_name_pattern", DEFAULT_EVENT_NAME_PATTERN), "analytics.event_name_pattern")
     try:
         pattern = re.compile(pattern_text)
     except re.error as exc:
@@ -339,9 +327,7 @@ def _parse_limits(value: Any) -> Limits:
     spec = _obj(value or {}, "limits")
     _check_keys(spec, {"webhook_body_bytes", "webhook_users"}, "limits")
     return Limits(
-        webhook_body_bytes=_optional_positive_int(
-            spec.get("webhook_body_bytes"), "limits.webhook_body_bytes"
-        ),
+        webhook_body_bytes=_optional_positive_int(spec.get("webhook_body_bytes"), "limits.webhook_body_bytes"),
         webhook_users=_optional_positive_int(spec.get("webhook_users"), "limits.webhook_users"),
     )
 

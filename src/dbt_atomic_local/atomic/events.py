@@ -21,9 +21,7 @@ def _check_timestamp(value: Any, where: str, strict: bool) -> None:
     pattern = _STRICT_TIMESTAMP if strict else _LOOSE_TIMESTAMP
     what = "with milliseconds " if strict else ""
     if not isinstance(value, str) or not pattern.match(value):
-        raise EventError(
-            f"{where}.timestamp: must be a UTC ISO 8601 time {what}ending in Z, like {EXAMPLE_TIMESTAMP}"
-        )
+        raise EventError(f"{where}.timestamp: must be a UTC ISO 8601 time {what}ending in Z, like {EXAMPLE_TIMESTAMP}")
     try:
         datetime.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
     except ValueError:
@@ -50,9 +48,7 @@ def validate(settings: AnalyticsSettings, body: Any) -> list[dict[str, Any]]:
         if not isinstance(name, str) or not name:
             raise EventError(f"{where}.eventName: required, a non-empty string")
         if not settings.event_name_pattern.search(name):
-            raise EventError(
-                f"{where}.eventName: {name!r} does not match {settings.event_name_pattern.pattern}"
-            )
+            raise EventError(f"{where}.eventName: {name!r} does not match {settings.event_name_pattern.pattern}")
         if event.get("eventType") != "custom":
             raise EventError(f'{where}.eventType: must be "custom"')
         user = event.get("endUserId")

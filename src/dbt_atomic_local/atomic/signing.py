@@ -73,8 +73,7 @@ def verify(signing: Signing, headers: Mapping[str, str], payload: bytes, now: fl
     if not signature:
         raise SignatureError(
             "signature_missing",
-            f"no signature: expected header {signing.signature.header!r} "
-            f"with prefix {signing.signature.prefix!r}",
+            f"no signature: expected header {signing.signature.header!r} with prefix {signing.signature.prefix!r}",
         )
     timestamp = None
     if signing.timestamp is not None:
@@ -82,15 +81,12 @@ def verify(signing: Signing, headers: Mapping[str, str], payload: bytes, now: fl
         if not timestamp:
             raise SignatureError(
                 "timestamp_missing",
-                f"no timestamp: expected header {signing.timestamp.header!r} "
-                f"with prefix {signing.timestamp.prefix!r}",
+                f"no timestamp: expected header {signing.timestamp.header!r} with prefix {signing.timestamp.prefix!r}",
             )
         try:
             sent_at = float(timestamp)
         except ValueError:
-            raise SignatureError(
-                "timestamp_invalid", "the timestamp is not a number of Unix seconds"
-            ) from None
+            raise SignatureError("timestamp_invalid", "the timestamp is not a number of Unix seconds") from None
         if signing.tolerance_seconds is not None:
             skew = (time.time() if now is None else now) - sent_at
             if abs(skew) > signing.tolerance_seconds:

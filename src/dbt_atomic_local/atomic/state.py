@@ -218,9 +218,7 @@ class State:
         self.stats[f"{endpoint}_requests"] += 1
         return entry
 
-    def requests(
-        self, endpoint: str | None = None, since: int = 0, limit: int | None = None
-    ) -> list[dict[str, Any]]:
+    def requests(self, endpoint: str | None = None, since: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         secret_headers = self.config.signature_headers
         chosen = [e for e in self.log if e.id > since and (endpoint is None or e.endpoint == endpoint)]
         if limit is not None:
@@ -306,9 +304,7 @@ class State:
         }
 
     def stats_report(self) -> dict[str, int]:
-        report = {
-            key: 0 for key in ("token_requests", "tokens_issued", "webhook_requests", "analytics_requests")
-        }
+        report = {key: 0 for key in ("token_requests", "tokens_issued", "webhook_requests", "analytics_requests")}
         report.update(self.stats)
         report["requests_logged"] = len(self.log)
         return report
