@@ -124,7 +124,10 @@ class Config:
                 spec["signing"]["secret"] = MASK
             trigger = self.triggers.get(token)
             name = trigger.name if trigger else str(index)
-            masked_triggers[f"{MASK}{name}"] = spec
+            key = f"{MASK}{name}"
+            if key in masked_triggers:
+                key = f"{key}#{index}"
+            masked_triggers[key] = spec
         if triggers:
             raw["triggers"] = masked_triggers
         if isinstance(raw.get("clients"), dict):
