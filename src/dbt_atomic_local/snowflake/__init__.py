@@ -1,0 +1,1 @@
+"""The local Snowflake: fakesnow plus network rules, secrets, integrations, procedures, alerts, tasks, grants."""
