@@ -32,7 +32,7 @@ CREATE OR REPLACE ALERT balance_alert
   ))
   THEN
     CALL notify('alert');""")
-    shown = as_dicts(cur, "SHOW ALERTS")
+    shown = as_dicts(cur, "SHOW ALERTS IN SCHEMA")
     assert [(a["name"], a["state"], a["schedule"]) for a in shown] == [("BALANCE_ALERT", "suspended", "5 MINUTE")]
     cur.execute("ALTER ALERT balance_alert RESUME")
     assert as_dicts(cur, "SHOW ALERTS LIKE 'balance%'")[0]["state"] == "started"
@@ -43,20 +43,20 @@ CREATE OR REPLACE ALERT balance_alert
     cur.execute("insert into accounts values ('u1', 50), ('u2', 500)")
     assert rows(cur, "EXECUTE ALERT balance_alert")[0][1] == "SUCCEEDED"
     assert rows(cur, "select user_id, tag from notified") == [("u1", "alert")]
-    alert = as_dicts(cur, "SHOW ALERTS")[0]
+    alert = as_dicts(cur, "SHOW ALERTS IN SCHEMA")[0]
     assert (alert["last_run_state"], alert["last_run_message"], alert["run_count"]) == ("SUCCEEDED", "notified", 2)
 
     cur.execute("ALTER ALERT balance_alert SUSPEND")
     assert as_dicts(cur, "DESCRIBE ALERT balance_alert")[0]["state"] == "suspended"
     cur.execute("DROP ALERT balance_alert")
-    assert rows(cur, "SHOW ALERTS") == []
+    assert rows(cur, "SHOW ALERTS IN SCHEMA") == []
 
 
 def test_task_runs_body_and_records_failures(cur):
     setup(cur)
     cur.execute("insert into accounts values ('u9', 1)")
     cur.execute("CREATE OR REPLACE TASK notify_task WAREHOUSE = my_wh SCHEDULE = '60 MINUTE' AS CALL notify('task')")
-    assert as_dicts(cur, "SHOW TASKS")[0]["state"] == "suspended"
+    assert as_dicts(cur, "SHOW TASKS IN SCHEMA")[0]["state"] == "suspended"
     assert rows(cur, "EXECUTE TASK notify_task")[0][1] == "SUCCEEDED"
     assert rows(cur, "select user_id, tag from notified") == [("u9", "task")]
 
@@ -72,4 +72,4 @@ def test_task_runs_body_and_records_failures(cur):
     cur.execute("ALTER TASK notify_task RESUME")
     assert as_dicts(cur, "SHOW TASKS LIKE 'notify_task'")[0]["state"] == "started"
     cur.execute("DROP TASK notify_task")
-    assert {t["name"] for t in as_dicts(cur, "SHOW TASKS")} == {"BROKEN_TASK", "GUARDED"}
+    assert {t["name"] for t in as_dicts(cur, "SHOW TASKS IN SCHEMA")} == {"BROKEN_TASK", "GUARDED"}

@@ -17,9 +17,7 @@ def setup_objects(cur) -> None:
         "VALUE_LIST = ('example.customer-api.atomic.io', 'localhost:8086')"
     )
     cur.execute(f"CREATE OR REPLACE SECRET url_secret TYPE = GENERIC_STRING SECRET_STRING = '{SECRET_VALUE}'")
-    cur.execute(
-        f"CREATE OR REPLACE SECRET creds TYPE = PASSWORD USERNAME = 'client-id' PASSWORD = '{SECRET_PASSWORD}'"
-    )
+    cur.execute(f"CREATE OR REPLACE SECRET creds TYPE = PASSWORD USERNAME = 'client-id' PASSWORD = '{SECRET_PASSWORD}'")
     cur.execute(
         "CREATE OR REPLACE EXTERNAL ACCESS INTEGRATION atomic_int_objects ALLOWED_NETWORK_RULES = (atomic_rule) "
         "ALLOWED_AUTHENTICATION_SECRETS = (url_secret, creds) ENABLED = TRUE"
@@ -48,17 +46,18 @@ def test_create_variants(cur):
     setup_objects(cur)
     with pytest.raises(snowflake.connector.errors.ProgrammingError, match="already exists"):
         cur.execute("CREATE NETWORK RULE atomic_rule MODE = EGRESS TYPE = HOST_PORT VALUE_LIST = ('a.b')")
-    assert "already exists" in rows(
-        cur, "CREATE NETWORK RULE IF NOT EXISTS atomic_rule MODE = EGRESS TYPE = HOST_PORT VALUE_LIST = ('a.b')"
-    )[0][0]
+    assert (
+        "already exists"
+        in rows(
+            cur, "CREATE NETWORK RULE IF NOT EXISTS atomic_rule MODE = EGRESS TYPE = HOST_PORT VALUE_LIST = ('a.b')"
+        )[0][0]
+    )
     # quoted names keep their case; unquoted ones are upper-cased
     cur.execute("""CREATE SECRET "MixedCase" TYPE = GENERIC_STRING SECRET_STRING = 'x'""")
-    names = {r["name"] for r in as_dicts(cur, "SHOW SECRETS")}
+    names = {r["name"] for r in as_dicts(cur, "SHOW SECRETS IN SCHEMA")}
     assert names == {"URL_SECRET", "CREDS", "MixedCase"}
     with pytest.raises(snowflake.connector.errors.ProgrammingError, match="does not exist"):
-        cur.execute(
-            "CREATE EXTERNAL ACCESS INTEGRATION bad_int ALLOWED_NETWORK_RULES = (no_such_rule) ENABLED = TRUE"
-        )
+        cur.execute("CREATE EXTERNAL ACCESS INTEGRATION bad_int ALLOWED_NETWORK_RULES = (no_such_rule) ENABLED = TRUE")
 
 
 def test_secrets_never_shown(cur, schema):
@@ -68,7 +67,7 @@ def test_secrets_never_shown(cur, schema):
         text = repr(cur.fetchall()) + repr(cur.description)
         assert SECRET_VALUE not in text
         assert SECRET_PASSWORD not in text
-    shown = {r["name"]: r["secret_type"] for r in as_dicts(cur, "SHOW SECRETS")}
+    shown = {r["name"]: r["secret_type"] for r in as_dicts(cur, "SHOW SECRETS IN SCHEMA")}
     assert shown == {"URL_SECRET": "GENERIC_STRING", "CREDS": "PASSWORD"}
 
 
@@ -87,7 +86,10 @@ def test_alter_secret_and_integration(cur):
 def test_integrations_are_account_objects(connect, cur, schema):
     setup_objects(cur)
     other = connect(schema=schema + "_OTHER").cursor()
-    for sql in ("SHOW INTEGRATIONS LIKE 'atomic_int_objects'", "SHOW EXTERNAL ACCESS INTEGRATIONS LIKE 'ATOMIC_INT_O%'"):
+    for sql in (
+        "SHOW INTEGRATIONS LIKE 'atomic_int_objects'",
+        "SHOW EXTERNAL ACCESS INTEGRATIONS LIKE 'ATOMIC_INT_O%'",
+    ):
         shown = as_dicts(other, sql)
         assert [(r["name"], r["type"], r["enabled"]) for r in shown] == [
             ("ATOMIC_INT_OBJECTS", "EXTERNAL_ACCESS", "true")

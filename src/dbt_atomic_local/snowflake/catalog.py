@@ -4,7 +4,6 @@ alerts, tasks and grants. In memory, shared by every session of the server."""
 from __future__ import annotations
 
 import datetime
-import fnmatch
 import re
 import threading
 from dataclasses import dataclass, field
@@ -264,7 +263,3 @@ class Catalog:
                     and g.grantee_name == grantee
                 )
             ]
-
-
-def glob_like(pattern: str, value: str) -> bool:
-    return fnmatch.fnmatchcase(value.upper(), pattern.upper())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import json
 import logging
 import os
@@ -80,8 +81,9 @@ def coerce(value: Any, type_: str, arg: str) -> Any:
             scale = 0
             if "," in type_:
                 scale = int(type_.split(",")[1].strip(" )"))
-            number = float(value)
-            return int(number) if (scale == 0 and base != "DECIMAL") or number.is_integer() else number
+            # NUMBER without a scale is NUMBER(38, 0): Snowflake rounds half away from zero
+            number = decimal.Decimal(str(value)).quantize(decimal.Decimal(1).scaleb(-scale), decimal.ROUND_HALF_UP)
+            return int(number) if scale == 0 else float(number)
         if base in ("FLOAT", "FLOAT4", "FLOAT8", "DOUBLE", "REAL"):
             return float(value)
         if base == "BOOLEAN":
@@ -95,7 +97,7 @@ def coerce(value: Any, type_: str, arg: str) -> Any:
             return bool(value)
         if base in ("OBJECT", "ARRAY") and isinstance(value, str):
             return json.loads(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, decimal.InvalidOperation):
         raise CatalogError(f"Argument {arg} of type {type_} cannot take the given value", 100038, "22018") from None
     return value
 

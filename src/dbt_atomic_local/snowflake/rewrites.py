@@ -78,6 +78,29 @@ def cancel_all_queries(sql: str) -> str:
     return _CANCEL_ALL.sub("'0 queries cancelled'", sql)
 
 
+_MERGE = re.compile(r"^merge\b", re.IGNORECASE)
+_CREATE_TEMP_TABLE = re.compile(
+    r"^create\s+(or\s+replace\s+)?(local\s+|global\s+)?(temporary|temp)\s+table\b", re.IGNORECASE
+)
+
+
+def transaction_break(sql: str) -> str | None:
+    """Statements that fakesnow cannot run inside an explicit transaction (BEGIN ... COMMIT).
+
+    fakesnow runs a MERGE through a temporary table, and DuckDB refuses to create a temporary
+    table in a transaction that has touched another database. The server commits the open
+    transaction before these statements (Snowflake, too, commits before DDL):
+    "reopen" means open a new transaction after the statement (MERGE is DML), "close" means
+    leave it closed (CREATE TEMPORARY TABLE is DDL). A later ROLLBACK cannot undo them.
+    """
+    _, body = _split_head(sql)
+    if _MERGE.match(body):
+        return "reopen"
+    if _CREATE_TEMP_TABLE.match(body):
+        return "close"
+    return None
+
+
 REWRITES = [temporary_view, merge_insert_values, cancel_all_queries]
 
 

@@ -37,7 +37,7 @@ from dbt_atomic_local.snowflake import statements
 from dbt_atomic_local.snowflake.catalog import Catalog, CatalogError
 from dbt_atomic_local.snowflake.emulator import Emulator, Result
 from dbt_atomic_local.snowflake.procedures import WorkerPool
-from dbt_atomic_local.snowflake.rewrites import rewrite
+from dbt_atomic_local.snowflake.rewrites import rewrite, transaction_break
 from dbt_atomic_local.snowflake.sqltokens import SqlSyntaxError
 
 # fakesnow prints every statement to stderr when this is set; statements may carry values
@@ -131,8 +131,8 @@ def error_response(message: str, errno: int = 1003, sqlstate: str = "42000") -> 
 
 def recover_transaction(conn: Any) -> None:
     """After a failed statement DuckDB aborts the open transaction; Snowflake keeps the
-    session usable. Roll the aborted transaction back and, if the client had opened one
-    with BEGIN, open a new one so its COMMIT/ROLLBACK still works. (Earlier statements of
+    session usable. Roll the aborted transaction back and open a new one, so the client's
+    COMMIT/ROLLBACK still works. (Earlier statements of
     that transaction are lost, which Snowflake would keep.)"""
     duck = conn._duck_conn
     try:
@@ -141,10 +141,27 @@ def recover_transaction(conn: Any) -> None:
         logger.info("rolling back an aborted transaction after a failed statement")
         with contextlib.suppress(duckdb.Error):
             duck.rollback()
-        if conn._in_transaction:
-            duck.begin()
+        # only an explicit transaction can be left aborted: keep one open for its COMMIT
+        duck.begin()
     except duckdb.Error as e:
         logger.warning("checking the session's transaction failed: %s", e)
+
+
+def end_transaction(conn: Any) -> bool:
+    """Commit the session's open transaction, if any (see rewrites.transaction_break).
+    fakesnow tracks transactions only without autocommit, so ask DuckDB itself."""
+    try:
+        conn._duck_conn.commit()
+    except duckdb.TransactionException:
+        return False  # no transaction was open
+    finally:
+        conn._in_transaction = False
+    return True
+
+
+def begin_transaction(conn: Any) -> None:
+    conn._duck_conn.begin()
+    conn._in_transaction = not conn._autocommit
 
 
 def _request_with_body(request: Request, body: bytes) -> Request:
@@ -267,6 +284,9 @@ class LocalSnowflake:
         if rewritten != sql:
             body_json["sqlText"] = rewritten
             body = json.dumps(body_json).encode()
+        reopen = False
+        if (brk := transaction_break(rewritten)) and await run_in_threadpool(end_transaction, conn):
+            reopen = brk == "reopen"
         holder: list[BaseException] = []
         token = _fakesnow_errors.set(holder)
         try:
@@ -276,6 +296,8 @@ class LocalSnowflake:
             response = JSONResponse({"success": False}, status_code=500)
         finally:
             _fakesnow_errors.reset(token)
+            if reopen:
+                await run_in_threadpool(begin_transaction, conn)
 
         if response.status_code == 500:
             cause = holder[-1] if holder else None

@@ -657,35 +657,6 @@ def _parse_call(cur: Cursor) -> Call:
 
 # ---------------------------------------------------------------- GRANT / REVOKE
 
-_OBJECT_KIND_WORDS = {
-    "TABLE",
-    "VIEW",
-    "SCHEMA",
-    "DATABASE",
-    "WAREHOUSE",
-    "INTEGRATION",
-    "SECRET",
-    "NETWORK",
-    "RULE",
-    "PROCEDURE",
-    "FUNCTION",
-    "TASK",
-    "ALERT",
-    "STAGE",
-    "SEQUENCE",
-    "STREAM",
-    "ROLE",
-    "USER",
-    "DYNAMIC",
-    "EXTERNAL",
-    "MATERIALIZED",
-    "FILE",
-    "FORMAT",
-    "ACCESS",
-    "PIPE",
-    "ICEBERG",
-}
-
 
 def _split_kind_and_name(cur: Cursor, indexes: list[int]) -> tuple[str, Name | None]:
     """Split `<kind words> <name>[(types)]` tokens into the kind and the name."""
