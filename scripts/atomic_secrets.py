@@ -55,6 +55,7 @@ def open_connection(project_dir: Path, profiles_dir: Path | None, target: str | 
     from dbt.config.profile import Profile, read_profile
     from dbt.config.renderer import ProfileRenderer
     from dbt.flags import set_from_args
+    from dbt_common.context import set_invocation_context
 
     project_file = project_dir / "dbt_project.yml"
     if not project_file.is_file():
@@ -65,6 +66,7 @@ def open_connection(project_dir: Path, profiles_dir: Path | None, target: str | 
     if profiles_dir is None or not (profiles_dir / "profiles.yml").is_file():
         profiles_dir = project_dir if (project_dir / "profiles.yml").is_file() else Path.home() / ".dbt"
     set_from_args(argparse.Namespace(), None)
+    set_invocation_context(os.environ)  # env_var() in profiles.yml reads the environment through it
     profile = Profile.from_raw_profiles(
         read_profile(str(profiles_dir)), profile_name, ProfileRenderer({}), target_override=target
     )

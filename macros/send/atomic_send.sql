@@ -69,8 +69,14 @@
 
 {#- A model's deliveries: `meta: {atomic: {...}}` or a list of them. -#}
 {% macro _atomic_deliveries(node) %}
-  {%- set meta = (node.config.get('meta') or {}) if node.config is defined else {} -%}
-  {%- set declared = meta.get('atomic') or (node.get('meta') or {}).get('atomic') -%}
+  {#- nodes are dicts in `graph` and objects in `results`: attribute access works on both -#}
+  {%- set declared = none -%}
+  {%- if node.config is defined and node.config.meta is defined and node.config.meta -%}
+    {%- set declared = node.config.meta.get('atomic') -%}
+  {%- endif -%}
+  {%- if not declared and node.meta is defined and node.meta -%}
+    {%- set declared = node.meta.get('atomic') -%}
+  {%- endif -%}
   {%- if not declared -%}{{ return([]) }}{%- endif -%}
   {%- set deliveries = [declared] if declared is mapping else declared -%}
   {%- for delivery in deliveries -%}
