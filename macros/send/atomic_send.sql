@@ -191,8 +191,13 @@
       'properties_column': optional.properties_column,
       'invocation_id': invocation_id,
   } -%}
+  {#- The current settings go with the call, so a changed var takes effect without a new
+      atomic_setup; the procedure's default only serves calls made by hand. -#}
   {%- set call -%}
-call {{ dbt_atomic.atomic_object_name('send') }}({{ dbt_atomic.atomic_string_literal(tojson(request, sort_keys=true)) }})
+call {{ dbt_atomic.atomic_object_name('send') }}(
+    {{ dbt_atomic.atomic_string_literal(tojson(request, sort_keys=true)) }},
+    {{ dbt_atomic.atomic_string_literal(dbt_atomic.atomic_settings_json(config)) }}
+)
   {%- endset -%}
   {%- set result = run_query(call) -%}
   {%- set summary = fromjson(result.columns[0].values()[0]) -%}

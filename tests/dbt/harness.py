@@ -190,6 +190,7 @@ class Project:
         self.dbt("seed")
         self.dbt("run-operation", "atomic_setup")
         self.set_secrets()
+        self.dbt("run", "--select", "package:dbt_atomic")  # the audit views
 
 
 LOW_BALANCE_USERS = {"user-001", "user-003", "user-005", "user-007"}

@@ -73,7 +73,7 @@ def test_setup_is_idempotent_and_dry_run_changes_nothing(project):
     # a delivered row must survive the rerun
     project.set_secrets()
     project.dbt("seed")
-    project.dbt("build", "--select", "statement_ready_users")
+    project.dbt("build", "--select", "statement_ready_users", "package:dbt_atomic")
     delivered = project.status("statement_ready")
     assert delivered == dict.fromkeys(STATEMENT_READY_USERS, "delivered")
 
