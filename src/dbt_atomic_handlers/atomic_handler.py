@@ -101,15 +101,21 @@ def _positive_number(section, name, value, integer=True):
     return value
 
 
+def _with_defaults(defaults, given):
+    """A section of the settings; a null value takes the default."""
+    given = given or {}
+    return {k: (given[k] if given.get(k) is not None else v) for k, v in defaults.items()}
+
+
 def _parse_settings(raw):
     """Settings JSON with defaults filled in and every value checked."""
     settings = _load_json(raw, "settings")
-    http = {**DEFAULT_HTTP, **(settings.get("http") or {})}
+    http = _with_defaults(DEFAULT_HTTP, settings.get("http"))
     for name in ("timeout_seconds", "backoff_base_seconds", "backoff_max_seconds"):
         _positive_number("http", name, http[name], integer=False)
     for name in ("max_attempts", "concurrency"):
         _positive_number("http", name, http[name])
-    batch = {**DEFAULT_BATCH, **(settings.get("batch") or {})}
+    batch = _with_defaults(DEFAULT_BATCH, settings.get("batch"))
     for name in ("max_rows", "max_bytes"):
         _positive_number("batch", name, batch[name])
     tables = settings.get("tables") or {}
@@ -348,7 +354,11 @@ def _utc_timestamp(now=None):
 
 
 def _signing_config(dest):
-    signing = {**DEFAULT_SIGNING, **(dest.get("signing") or {})}
+    given = dest.get("signing") or {}
+    # A null timestamp header means "no timestamp"; any other null takes the default.
+    signing = {k: (given[k] if given.get(k) is not None else v) for k, v in DEFAULT_SIGNING.items()}
+    if "timestamp_header" in given and not given["timestamp_header"]:
+        signing["timestamp_header"] = None
     if signing["algorithm"] not in HASH_ALGORITHMS:
         raise AtomicError(
             f"destination {dest['name']!r}: signing.algorithm must be one of "
@@ -679,7 +689,8 @@ class TokenCache:
         self.session = session
         self.table = table
         self.oauth_url = dest["oauth_url"]
-        self.margin = float(dest.get("token_margin_seconds", 300))
+        margin = dest.get("token_margin_seconds")
+        self.margin = float(300 if margin is None else margin)
         self.client_id = client_id
         self.client_secret = client_secret
         self.http = http

@@ -3,6 +3,7 @@ local Atomic emulator, and a stand-in for Snowflake's `_snowflake` module."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import sys
 import types
@@ -65,9 +66,8 @@ def snowflake_server():
         yield kwargs
 
 
-@pytest.fixture(scope="session")
-def snow(snowflake_server):
-    session = Session.builder.configs(
+def connect(snowflake_server, **extra) -> Session:
+    return Session.builder.configs(
         {
             "host": "localhost",
             "port": snowflake_server["port"],
@@ -77,17 +77,39 @@ def snow(snowflake_server):
             "password": "p",
             "database": DATABASE,
             "schema": SCHEMA,
-            # fakesnow answers some failures with HTTP 500, which the connector retries without end.
-            "network_timeout": 20,
+            **extra,
         }
     ).create()
-    session.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}").collect()
-    session.sql(f"CREATE SCHEMA IF NOT EXISTS {DATABASE}.{SCHEMA}").collect()
-    yield session
+
+
+def close(session: Session) -> None:
     try:
         session.close()
     except Exception:  # noqa: BLE001 - fakesnow lacks SYSTEM$CANCEL_ALL_QUERIES; the connection closes anyway
         pass
+    finally:
+        # Snowpark closes sessions again at exit, when the server is gone: the connector would retry forever.
+        atexit.unregister(session._close_at_exit)
+
+
+@pytest.fixture(scope="session")
+def snow(snowflake_server):
+    # fakesnow answers some failures with HTTP 500, which the connector retries without end.
+    session = connect(snowflake_server, network_timeout=20)
+    session.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}").collect()
+    session.sql(f"CREATE SCHEMA IF NOT EXISTS {DATABASE}.{SCHEMA}").collect()
+    yield session
+    close(session)
+
+
+@pytest.fixture
+def other_session(snowflake_server, snow):
+    """A second connection, as another caller of the procedures would have.
+
+    Without network_timeout: its query timer would outlive the session and fire at exit."""
+    session = connect(snowflake_server)
+    yield session
+    close(session)
 
 
 def owned_tables_sql(qualified) -> list[str]:

@@ -6,8 +6,10 @@ import datetime
 import decimal
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 from handler_env import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -394,3 +396,51 @@ def test_events_no_secret_in_results_or_audit(env, atomic, snow):
     for secret in [CLIENT_SECRET, cached]:
         assert not any(secret in t for t in texts)
     assert any("no access token" in t for t in texts)
+
+
+def fetch_token(atomic) -> str:
+    response = requests.post(
+        f"{atomic.url}/oauth2/token?grant_type=client_credentials&client_id={CLIENT_ID}",
+        auth=(CLIENT_ID, CLIENT_SECRET),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+def test_events_wait_for_the_lease_holder(env, atomic, snow, other_session):
+    table = env.tables["token_cache"]
+    snow.sql(
+        f"insert into {table} (cache_key, lease_owner, lease_until_epoch) values (?, 'other', ?)",
+        params=[CLIENT_ID, int(time.time()) + 30],
+    ).collect()
+    token = fetch_token(atomic)
+
+    # The caller runs in a thread; this thread plays the lease holder that finishes later.
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(h.send, snow, events_request(users_source(env, 2)), make_settings(env, atomic))
+        time.sleep(1.0)
+        assert not future.done()  # still waiting for the holder
+        other_session.sql(
+            f"update {table} set access_token = ?, expires_at_epoch = ?, lease_owner = null, "
+            "lease_until_epoch = null where cache_key = ?",
+            params=[token, int(time.time()) + 3600, CLIENT_ID],
+        ).collect()
+        summary = json.loads(future.result(timeout=30))
+    assert summary["sent"] == 2
+    assert time.monotonic() - started >= 1.0
+    assert atomic.stats()["token_requests"] == 1  # only the holder's (this test's) request
+
+
+def test_events_take_over_an_expired_lease(env, atomic, snow):
+    snow.sql(
+        f"insert into {env.tables['token_cache']} (cache_key, lease_owner, lease_until_epoch) values (?, 'gone', ?)",
+        params=[CLIENT_ID, int(time.time()) - 5],
+    ).collect()
+    summary = json.loads(h.send(snow, events_request(users_source(env, 1)), make_settings(env, atomic)))
+    assert summary["sent"] == 1
+    row = token_row(env)
+    assert atomic.stats()["token_requests"] == 1
+    assert row["ACCESS_TOKEN"] and row["LEASE_OWNER"] is None and row["LEASE_UNTIL_EPOCH"] is None
