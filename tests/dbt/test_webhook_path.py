@@ -190,3 +190,36 @@ def test_no_secret_value_in_logs_target_or_output(project):
     for value in project.secrets.values():
         for text in haystacks:
             assert value not in text
+
+
+def test_grants_survive_a_rerun_and_the_token_cache_stays_private(project):
+    project.configure_atomic()
+    project.vars = {"atomic_sender_role": "atomic_sender", "atomic_audit_reader_roles": ["analyst"]}
+    project.dbt("run-operation", "atomic_setup")
+    package = f"{DATABASE}.{project.package_schema}"
+
+    def grants_on(kind: str, name: str) -> set[tuple[str, str]]:
+        cursor_columns = ("privilege", "grantee_name")
+        conn = project.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(f"show grants on {kind} {name}")
+            names = [c[0].lower() for c in cur.description]
+            rows = cur.fetchall()
+        finally:
+            conn.close()
+        index = [names.index(c) for c in cursor_columns]
+        return {(row[index[0]].upper(), row[index[1]].upper()) for row in rows}
+
+    send = f"{package}.atomic_send(varchar, varchar)"
+    assert ("USAGE", "ATOMIC_SENDER") in grants_on("procedure", send)
+    assert ("SELECT", "ANALYST") in grants_on("table", f"{package}.atomic_outcomes")
+
+    # somebody grants the token cache away; the next atomic_setup takes it back
+    project.query(f"grant select on table {package}.atomic_token_cache to role analyst")
+    assert ("SELECT", "ANALYST") in grants_on("table", f"{package}.atomic_token_cache")
+    out = project.dbt("run-operation", "atomic_setup").stdout
+    assert "revoked SELECT on the token cache from role ANALYST" in out
+    assert {g for g in grants_on("table", f"{package}.atomic_token_cache") if g[0] != "OWNERSHIP"} == set()
+    # the procedures were replaced, and their grants made again
+    assert ("USAGE", "ATOMIC_SENDER") in grants_on("procedure", send)
