@@ -709,6 +709,11 @@ class TokenCache:
             if token:
                 return token
             if self._take_lease():
+                # Another caller may have refreshed between our read and our lease.
+                token = self._cached(force, stale)
+                if token:
+                    self._release_lease()
+                    return token
                 return self._refresh()
             if time.monotonic() > deadline:
                 raise AtomicError("timed out waiting for another caller to refresh the access token")
@@ -735,11 +740,17 @@ class TokenCache:
             f"WHERE NOT EXISTS (SELECT 1 FROM {self.table} WHERE cache_key = ?)",
             params=[self.client_id, self.client_id],
         ).collect()
-        result = self.session.sql(
-            f"UPDATE {self.table} SET lease_owner = ?, lease_until_epoch = ? "
-            "WHERE cache_key = ? AND (lease_until_epoch IS NULL OR lease_until_epoch < ?)",
-            params=[self.owner, now + self.lease_seconds, self.client_id, now],
-        ).collect()
+        from snowflake.snowpark.exceptions import SnowparkSQLException
+
+        try:
+            result = self.session.sql(
+                f"UPDATE {self.table} SET lease_owner = ?, lease_until_epoch = ? "
+                "WHERE cache_key = ? AND (lease_until_epoch IS NULL OR lease_until_epoch < ?)",
+                params=[self.owner, now + self.lease_seconds, self.client_id, now],
+            ).collect()
+        except SnowparkSQLException:
+            # A concurrent caller's UPDATE won (a write conflict or lock timeout): not ours.
+            return False
         return bool(result) and int(result[0][0]) > 0
 
     def _refresh(self):
