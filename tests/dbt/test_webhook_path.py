@@ -35,9 +35,10 @@ def test_build_delivers_signed_batches_and_a_rerun_sends_nothing(project):
     sent = webhook_requests(project)
     assert sent and all(r["status"] == 200 for r in sent)
 
-    # atomic_setup again: same objects, history intact; a second build sends nothing
+    # atomic_setup again: same objects, history intact; a second build, even a full
+    # refresh, sends nothing and keeps the audit
     project.dbt("run-operation", "atomic_setup")
-    out = project.dbt("build").stdout
+    out = project.dbt("build", "--full-refresh").stdout
     assert len(webhook_requests(project)) == len(sent)
     assert "low_balance_users -> low_balance: sent 0" in out
     assert project.status("low_balance") == dict.fromkeys(LOW_BALANCE_USERS, "delivered")
@@ -223,3 +224,24 @@ def test_grants_survive_a_rerun_and_the_token_cache_stays_private(project):
     assert {g for g in grants_on("table", f"{package}.atomic_token_cache") if g[0] != "OWNERSHIP"} == set()
     # the procedures were replaced, and their grants made again
     assert ("USAGE", "ATOMIC_SENDER") in grants_on("procedure", send)
+
+
+def test_post_by_hand_fills_the_sample_then_succeeds_once_mapped(project):
+    """The tutorial's set-up loop: "Get new sample", a call that fails, a mapping, a call that works."""
+    project.deployed()
+    token = project.secrets.tokens["statement_ready"]
+    project.atomic_post(f"triggers/{token}/sample")
+    post = f"{DATABASE}.{project.package_schema}.atomic_post"
+    payload = '{"targetUserId": "user-123", "balance": 1500}'
+    first = project.query(f"call {post}(%s, %s)", ("statement_ready", payload))[0][0]
+    assert first.startswith("400")
+    assert project.atomic_get(f"triggers/{token}/sample")["body"] == {"targetUserId": "user-123", "balance": 1500}
+    second = project.query(f"call {post}(%s, %s)", ("statement_ready", payload))[0][0]
+    assert second.startswith("200")
+    assert delivered_counts(project, "statement_ready") == {"user-123": 1}
+    # Atomic's own error text comes back, never the trigger URL
+    project.configure_atomic()
+    project.atomic_post("faults", {"endpoint": "webhook", "kind": "5xx", "status": 502, "count": 1})
+    failed = project.query(f"call {post}(%s, %s)", ("statement_ready", payload))[0][0]
+    assert failed.startswith("502")
+    assert token not in failed
