@@ -24,6 +24,7 @@ import time
 from collections import Counter
 
 from dbt_atomic_local import stack
+from dbt_atomic_local.atomic import presets
 from dbt_atomic_local.atomic.config import parse_config
 from dbt_atomic_local.atomic.signing import sign_headers
 
@@ -38,16 +39,7 @@ def bench_config(users_per_request: int) -> dict:
             TOKEN: {
                 "name": "bench",
                 "mode": "live",
-                "signing": {
-                    "secret": SECRET,
-                    "algorithm": "sha256",
-                    "digest": "hex",
-                    "data": {
-                        "signature": {"header": "x-signature", "parsePrefix": "v1="},
-                        "timestamp": {"header": "x-signature", "parsePrefix": "t="},
-                    },
-                    "template": "[timestamp].[payload]",
-                },
+                "signing": presets.tutorial_signing(SECRET),
                 "mapping": {"user_id": "targetUserId", "variables": {"balance": "balance"}},
             }
         },

@@ -25,6 +25,7 @@ import requests
 import snowflake.connector
 
 from dbt_atomic_local import stack
+from dbt_atomic_local.atomic import presets
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "integration_tests"
@@ -119,21 +120,7 @@ def main() -> int:
                 f"{atomic.url}/_admin/config",
                 json={
                     "triggers": {
-                        token: {
-                            "name": "low_balance",
-                            "mode": "live",
-                            "signing": {
-                                "secret": signing_secret,
-                                "algorithm": "sha256",
-                                "digest": "hex",
-                                "data": {
-                                    "signature": {"header": "x-signature", "parsePrefix": "v1="},
-                                    "timestamp": {"header": "x-signature", "parsePrefix": "t="},
-                                },
-                                "template": "[timestamp].[payload]",
-                            },
-                            "mapping": {"user_id": "targetUserId", "variables": {}},
-                        }
+                        token: presets.trigger("low_balance", signing_secret=signing_secret),
                     },
                     "request_log": {"limit": 1000, "body_bytes": 256},
                 },

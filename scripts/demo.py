@@ -25,6 +25,7 @@ import requests
 import snowflake.connector
 
 from dbt_atomic_local import stack
+from dbt_atomic_local.atomic import presets
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "integration_tests"
@@ -49,31 +50,12 @@ def dbt(env: dict[str, str], *args: str) -> str:
 
 def atomic_config(webhook_tokens: dict[str, str], signing_secret: str, client_id: str, client_secret: str) -> dict:
     """The local Atomic, set up as a workbench user would: two triggers and an API key."""
-    signing = {
-        "secret": signing_secret,
-        "algorithm": "sha256",
-        "digest": "hex",
-        "data": {
-            "signature": {"header": "x-signature", "parsePrefix": "v1="},
-            "timestamp": {"header": "x-signature", "parsePrefix": "t="},
-        },
-        "template": "[timestamp].[payload]",
-        "tolerance_seconds": 300,
-    }
     return {
         "triggers": {
-            webhook_tokens["low_balance"]: {
-                "name": "low_balance",
-                "mode": "live",
-                "signing": signing,
-                "mapping": {"user_id": "targetUserId", "variables": {"balance": "balance"}},
-            },
-            webhook_tokens["statement_ready"]: {
-                "name": "statement_ready",
-                "mode": "live",
-                "signing": None,
-                "mapping": {"user_id": "targetUserId", "variables": {"account": "account_id"}},
-            },
+            webhook_tokens["low_balance"]: presets.trigger(
+                "low_balance", signing_secret=signing_secret, variables={"balance": "balance"}
+            ),
+            webhook_tokens["statement_ready"]: presets.trigger("statement_ready", variables={"account": "account_id"}),
         },
         "clients": {client_id: client_secret},
         "token": {"expires_in": 3600, "rate_limit": {"requests": 5, "per_seconds": 60}},

@@ -20,6 +20,7 @@ import requests
 import snowflake.connector
 
 from dbt_atomic_local import stack
+from dbt_atomic_local.atomic import presets
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "integration_tests"
@@ -92,33 +93,15 @@ class Project:
         requests.post(f"{self.atomic.url}/_admin/{path}", json=body or {}, timeout=10).raise_for_status()
 
     def configure_atomic(self, *, signing_secret: str | None = None, mode: str = "live") -> None:
-        signing = {
-            "secret": signing_secret or self.secrets.signing_secret,
-            "algorithm": "sha256",
-            "digest": "hex",
-            "data": {
-                "signature": {"header": "x-signature", "parsePrefix": "v1="},
-                "timestamp": {"header": "x-signature", "parsePrefix": "t="},
-            },
-            "template": "[timestamp].[payload]",
-            "tolerance_seconds": 300,
-        }
         config = {
             "triggers": {
-                self.secrets.tokens["low_balance"]: {
-                    "name": "low_balance",
-                    "mode": mode,
-                    "test_users": [],
-                    "signing": signing,
-                    "mapping": {"user_id": "targetUserId", "variables": {"balance": "balance"}},
-                },
-                self.secrets.tokens["statement_ready"]: {
-                    "name": "statement_ready",
-                    "mode": mode,
-                    "test_users": [],
-                    "signing": None,
-                    "mapping": {"user_id": "targetUserId", "variables": {}},
-                },
+                self.secrets.tokens["low_balance"]: presets.trigger(
+                    "low_balance",
+                    signing_secret=signing_secret or self.secrets.signing_secret,
+                    mode=mode,
+                    variables={"balance": "balance"},
+                ),
+                self.secrets.tokens["statement_ready"]: presets.trigger("statement_ready", mode=mode),
             },
             "clients": {self.secrets.client_id: self.secrets.client_secret},
             "token": {"expires_in": 3600, "rate_limit": {"requests": 50, "per_seconds": 60}},

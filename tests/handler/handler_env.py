@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dbt_atomic_local.atomic import presets
+
 DATABASE = "ATOMIC_TEST"
 SCHEMA = "HANDLER"
 WEBHOOK_TOKEN = "conn-tok-5f2a9c81d7e34b"
@@ -20,32 +22,13 @@ def atomic_config() -> dict:
             WEBHOOK_TOKEN: {
                 "name": "low_balance",
                 "mode": "live",
-                "signing": {
-                    "secret": SIGNING_SECRET,
-                    "algorithm": "sha256",
-                    "digest": "hex",
-                    "data": {
-                        "signature": {"header": "x-signature", "parsePrefix": "v1="},
-                        "timestamp": {"header": "x-signature", "parsePrefix": "t="},
-                    },
-                    "template": "[timestamp].[payload]",
-                    "tolerance_seconds": 300,
-                },
+                "signing": presets.tutorial_signing(SIGNING_SECRET),
                 "mapping": mapping,
             },
             WRONG_WEBHOOK_TOKEN: {
                 "name": "other_secret",
                 "mode": "live",
-                "signing": {
-                    "secret": "a-different-secret",
-                    "algorithm": "sha256",
-                    "digest": "hex",
-                    "data": {
-                        "signature": {"header": "x-signature", "parsePrefix": "v1="},
-                        "timestamp": {"header": "x-signature", "parsePrefix": "t="},
-                    },
-                    "template": "[timestamp].[payload]",
-                },
+                "signing": presets.tutorial_signing("a-different-secret"),
                 "mapping": mapping,
             },
         },

@@ -11,6 +11,8 @@ from typing import Any
 
 import requests
 
+from dbt_atomic_local.atomic import presets
+
 TIMEOUT = 10
 
 SIGNED_TOKEN = "conn-signed-5f1c9a7e2b8d4c60a3"
@@ -21,17 +23,7 @@ CLIENT_ID = "client-abc"
 CLIENT_SECRET = "client-secret-7e3d9c1b55aa"
 ENVIRONMENT = "env-123"
 
-SHARED_HEADER_SIGNING = {
-    "secret": SIGNING_SECRET,
-    "algorithm": "sha256",
-    "digest": "hex",
-    "data": {
-        "signature": {"header": "x-signature", "parsePrefix": "v1="},
-        "timestamp": {"header": "x-signature", "parsePrefix": "t="},
-    },
-    "template": "[timestamp].[payload]",
-    "tolerance_seconds": 300,
-}
+SHARED_HEADER_SIGNING = presets.tutorial_signing(SIGNING_SECRET)
 MAPPING = {"user_id": "targetUserId", "variables": {"balance": "balance"}}
 
 BASE_CONFIG: dict[str, Any] = {
