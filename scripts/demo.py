@@ -95,6 +95,13 @@ def print_status(port: int, atomic_url: str) -> None:
     say("  local Atomic received:")
     for trigger, counts in sorted(users.get("webhook", {}).items()):
         say(f"    webhook {trigger:<16} {sum(counts.values())} users: {', '.join(sorted(counts))}")
+    signed = [
+        r
+        for r in requests.get(f"{atomic_url}/_admin/requests?endpoint=webhook", timeout=10).json()["requests"]
+        if r.get("trigger") == "low_balance"
+    ]
+    verified = sum(1 for r in signed if r["status"] == 200)
+    say(f"    low_balance requests: {len(signed)}, signature verified and accepted: {verified}")
     events = users.get("events", {})
     say(f"    events   {'':<16} {sum(sum(e.values()) for e in events.values())} events for {len(events)} users")
 
