@@ -243,7 +243,8 @@ def _read_secret_string(dest_name, alias):
     except Exception as exc:  # noqa: BLE001 - the message of a missing secret is safe to show
         raise AtomicError(
             f"destination {dest_name!r}: cannot read the secret with alias {alias!r} "
-            f"({type(exc).__name__}); is it in the procedure's SECRETS?"
+            f"({type(exc).__name__}); is it in the procedure's SECRETS? "
+            "Run `dbt run-operation atomic_setup` after adding a destination"
         ) from None
     return _check_secret(value, dest_name, alias)
 
@@ -255,7 +256,8 @@ def _read_credentials(dest_name, alias):
     except Exception as exc:  # noqa: BLE001
         raise AtomicError(
             f"destination {dest_name!r}: cannot read the secret with alias {alias!r} "
-            f"({type(exc).__name__}); is it in the procedure's SECRETS?"
+            f"({type(exc).__name__}); is it in the procedure's SECRETS? "
+            "Run `dbt run-operation atomic_setup` after adding a destination"
         ) from None
     _check_secret(creds.username, dest_name, alias)
     _check_secret(creds.password, dest_name, alias)
