@@ -148,6 +148,7 @@
           'attempts': dbt_atomic._exact_relation_name(dbt_atomic.atomic_relation('attempts')),
           'outcomes': dbt_atomic._exact_relation_name(dbt_atomic.atomic_relation('outcomes')),
           'token_cache': dbt_atomic._exact_relation_name(dbt_atomic.atomic_relation('token_cache')),
+          'locks': dbt_atomic._exact_relation_name(dbt_atomic.atomic_relation('locks')),
       },
       'http': {
           'timeout_seconds': config.http_timeout_seconds,

@@ -170,6 +170,8 @@ $${{ dbt_atomic._atomic_handler_source() }}$$
       {'name': 'token_cache', 'columns': [
           'cache_key varchar', 'access_token varchar', 'expires_at_epoch number',
           'lease_owner varchar', 'lease_until_epoch number', 'updated_at timestamp_ltz']},
+      {'name': 'locks', 'columns': [
+          'lock_key varchar', 'lease_owner varchar', 'lease_until_epoch number', 'updated_at timestamp_ltz']},
   ]) }}
 {% endmacro %}
 

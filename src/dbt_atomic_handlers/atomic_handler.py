@@ -119,7 +119,7 @@ def _parse_settings(raw):
     for name in ("max_rows", "max_bytes"):
         _positive_number("batch", name, batch[name])
     tables = settings.get("tables") or {}
-    for name in ("attempts", "outcomes", "token_cache"):
+    for name in ("attempts", "outcomes", "token_cache", "locks"):
         _check_table_name(tables.get(name), f"settings: tables.{name}")
     destinations = settings.get("destinations")
     if not isinstance(destinations, dict) or not destinations:
@@ -674,6 +674,61 @@ def _deliver_safely(transport, batch, token, scrub):
         return delivery
 
 
+# ---------------------------------------------------------------- leases
+
+
+class Lease:
+    """A row lease shared by concurrent callers through a table.
+
+    One conditional UPDATE decides who holds `key` until `lease_until_epoch`;
+    a holder that dies simply lets its lease expire. The table has the columns
+    `<key_column>, lease_owner, lease_until_epoch, updated_at`.
+    """
+
+    def __init__(self, session, table, key_column, key, seconds):
+        self.session = session
+        self.table = table
+        self.key_column = key_column
+        self.key = key
+        self.seconds = int(seconds)
+        self.owner = uuid.uuid4().hex
+
+    def take(self):
+        """True when this caller now holds the lease."""
+        from snowflake.snowpark.exceptions import SnowparkSQLException
+
+        now = int(time.time())
+        self.session.sql(
+            f"INSERT INTO {self.table} ({self.key_column}, updated_at) SELECT ?, CURRENT_TIMESTAMP() "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self.table} WHERE {self.key_column} = ?)",
+            params=[self.key, self.key],
+        ).collect()
+        try:
+            result = self.session.sql(
+                f"UPDATE {self.table} SET lease_owner = ?, lease_until_epoch = ?, updated_at = CURRENT_TIMESTAMP() "
+                f"WHERE {self.key_column} = ? AND (lease_until_epoch IS NULL OR lease_until_epoch < ?)",
+                params=[self.owner, now + self.seconds, self.key, now],
+            ).collect()
+        except SnowparkSQLException:
+            # A concurrent caller's UPDATE won (a write conflict or lock timeout): not ours.
+            return False
+        return bool(result) and int(result[0][0]) > 0
+
+    def renew(self):
+        self.session.sql(
+            f"UPDATE {self.table} SET lease_until_epoch = ?, updated_at = CURRENT_TIMESTAMP() "
+            f"WHERE {self.key_column} = ? AND lease_owner = ?",
+            params=[int(time.time()) + self.seconds, self.key, self.owner],
+        ).collect()
+
+    def release(self):
+        self.session.sql(
+            f"UPDATE {self.table} SET lease_owner = NULL, lease_until_epoch = NULL, updated_at = CURRENT_TIMESTAMP() "
+            f"WHERE {self.key_column} = ? AND lease_owner = ?",
+            params=[self.key, self.owner],
+        ).collect()
+
+
 # ---------------------------------------------------------------- token cache
 
 
@@ -699,9 +754,9 @@ class TokenCache:
         self.policy = policy
         self.scrub = scrub
         self.sleep = sleep
-        self.owner = uuid.uuid4().hex
         # Long enough for the holder's own retries; an abandoned lease expires.
         self.lease_seconds = int(policy["timeout_seconds"] * 2 + 30)
+        self.lease = Lease(session, table, "cache_key", client_id, self.lease_seconds)
 
     def get(self, force=False, stale=None):
         """A usable token; with force, any token but `stale`, ignoring the margin."""
@@ -710,11 +765,11 @@ class TokenCache:
             token = self._cached(force, stale)
             if token:
                 return token
-            if self._take_lease():
+            if self.lease.take():
                 # Another caller may have refreshed between our read and our lease.
                 token = self._cached(force, stale)
                 if token:
-                    self._release_lease()
+                    self.lease.release()
                     return token
                 return self._refresh()
             if time.monotonic() > deadline:
@@ -735,31 +790,11 @@ class TokenCache:
             return token if token != stale and left > 0 else None
         return token if left > self.margin else None
 
-    def _take_lease(self):
-        now = int(time.time())
-        self.session.sql(
-            f"INSERT INTO {self.table} (cache_key, updated_at) SELECT ?, CURRENT_TIMESTAMP() "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {self.table} WHERE cache_key = ?)",
-            params=[self.client_id, self.client_id],
-        ).collect()
-        from snowflake.snowpark.exceptions import SnowparkSQLException
-
-        try:
-            result = self.session.sql(
-                f"UPDATE {self.table} SET lease_owner = ?, lease_until_epoch = ? "
-                "WHERE cache_key = ? AND (lease_until_epoch IS NULL OR lease_until_epoch < ?)",
-                params=[self.owner, now + self.lease_seconds, self.client_id, now],
-            ).collect()
-        except SnowparkSQLException:
-            # A concurrent caller's UPDATE won (a write conflict or lock timeout): not ours.
-            return False
-        return bool(result) and int(result[0][0]) > 0
-
     def _refresh(self):
         try:
             token, expires_in = self._request_token()
         except Exception:
-            self._release_lease()
+            self.lease.release()
             raise
         self.scrub.add(token)
         self.session.sql(
@@ -768,13 +803,6 @@ class TokenCache:
             params=[token, int(time.time() + expires_in), self.client_id],
         ).collect()
         return token
-
-    def _release_lease(self):
-        self.session.sql(
-            f"UPDATE {self.table} SET lease_owner = NULL, lease_until_epoch = NULL "
-            "WHERE cache_key = ? AND lease_owner = ?",
-            params=[self.client_id, self.owner],
-        ).collect()
 
     def _request_token(self):
         """Client-credentials grant; 429 and 5xx are retried with backoff."""
@@ -1082,7 +1110,35 @@ class Sender:
         max_rows = min(batch["max_rows"], int(self.dest.get("max_events_per_request") or batch["max_rows"]))
         return Batcher(max_rows, batch["max_bytes"], b'{"data":[', b"]}", self.run_id)
 
+    LOCK_POLL_SECONDS = 1.0
+
     def run(self):
+        """Sends under the destination's lock: concurrent runs to one destination take turns,
+        so the later one sees what the earlier one delivered and skips it."""
+        key = f"send:{self.dest['name']}"
+        lock = Lease(self.session, self.settings["tables"]["locks"], "lock_key", key, self._lock_seconds())
+        deadline = time.monotonic() + lock.seconds + 5
+        while not lock.take():
+            if time.monotonic() > deadline:
+                self.http.close()
+                raise AtomicError(
+                    f"destination {self.dest['name']!r}: another run has been sending to it for too long; "
+                    "nothing was sent, try again later"
+                )
+            time.sleep(self.LOCK_POLL_SECONDS)
+        self.lock = lock
+        try:
+            return self._run_locked()
+        finally:
+            lock.release()
+
+    def _lock_seconds(self):
+        """Longer than one batch's worst case (every attempt timing out, every backoff at its cap);
+        renewed after each batch, so only a run that died lets it lapse."""
+        policy = self.policy
+        return int(policy["max_attempts"] * (policy["timeout_seconds"] + policy["backoff_max_seconds"]) + 60)
+
+    def _run_locked(self):
         query = SourceQuery(self.req, self.settings["tables"]["outcomes"])
         sql, params = query.skipped_insert(self.run_id, self.req["invocation_id"])
         result = self.session.sql(sql, params=params).collect()
@@ -1176,6 +1232,7 @@ class Sender:
         self._outcomes(batch, delivery.delivered, delivery.reason)
 
     def _outcomes(self, batch, delivered, reason):
+        self.lock.renew()
         self.counts["batches"] += 1
         status = "delivered" if delivered else "failed"
         reason = None if delivered else _truncate(self.scrub(reason or "not delivered"))

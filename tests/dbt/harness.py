@@ -167,6 +167,23 @@ class Project:
         )
         return dict(rows)
 
+    def call_send(self, table: str, destination: str, user_id_column: str, **request) -> dict:
+        """CALLs the sender procedure directly, as atomic_send does, with the deployed settings."""
+        body = {
+            "destination": destination,
+            "source": f'"{DATABASE.upper()}"."{self.schema.upper()}"."{table.upper()}"',
+            "user_id_column": user_id_column.upper(),
+            "payload_columns": None,
+            "dedupe_columns": [],
+            "event_name": None,
+            "event_name_column": None,
+            "properties_column": None,
+            "invocation_id": None,
+            **request,
+        }
+        procedure = f"{DATABASE}.{self.package_schema}.atomic_send"
+        return json.loads(self.query(f"call {procedure}(%s)", (json.dumps(body),))[0][0])
+
     def deployed(self) -> None:
         """seed -> atomic_setup -> secrets: ready to build and send."""
         self.configure_atomic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,17 @@ def test_post_by_hand_fills_the_sample_then_succeeds_once_mapped(project):
     failed = project.query(f"call {post}(%s, %s)", ("statement_ready", payload))[0][0]
     assert failed.startswith("502")
     assert token not in failed
+
+
+def test_concurrent_runs_to_one_destination_never_send_twice(project):
+    project.deployed()
+    project.dbt("run", "--select", "statement_ready_users", vars={"atomic_send_enabled": False})
+    # the first run's request is slow, so the second run starts while it is still sending
+    project.atomic_post("faults", {"endpoint": "webhook", "kind": "delay", "delay_seconds": 2, "count": 1})
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(
+            pool.map(lambda _: project.call_send("statement_ready_users", "statement_ready", "user_id"), range(2))
+        )
+    assert sorted(run["sent"] for run in runs) == [0, 3]
+    assert sorted(run["skipped"] for run in runs) == [0, 3]
+    assert delivered_counts(project, "statement_ready") == dict.fromkeys(STATEMENT_READY_USERS, 1)

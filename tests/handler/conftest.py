@@ -122,6 +122,8 @@ def owned_tables_sql(qualified) -> list[str]:
         "recorded_at timestamp_ltz)",
         f"create table {qualified('_TOKEN_CACHE')} (cache_key varchar, access_token varchar, "
         "expires_at_epoch number, lease_owner varchar, lease_until_epoch number, updated_at timestamp_ltz)",
+        f"create table {qualified('_LOCKS')} (lock_key varchar, lease_owner varchar, lease_until_epoch number, "
+        "updated_at timestamp_ltz)",
     ]
 
 
@@ -143,6 +145,7 @@ class Warehouse:
             "attempts": self.qualified("_ATTEMPTS"),
             "outcomes": self.qualified("_OUTCOMES"),
             "token_cache": self.qualified("_TOKEN_CACHE"),
+            "locks": self.qualified("_LOCKS"),
         }
 
     def source(self, name: str, columns: str, rows: list[tuple]) -> str:

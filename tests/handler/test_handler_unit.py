@@ -319,7 +319,7 @@ def test_request_event_name_wins_over_column_and_destination():
 
 
 SETTINGS = {
-    "tables": {"attempts": '"D"."S"."A"', "outcomes": "D.S.O", "token_cache": "T"},
+    "tables": {"attempts": '"D"."S"."A"', "outcomes": "D.S.O", "token_cache": "T", "locks": "L"},
     "destinations": {"w": {"kind": "webhook", "url_secret": "w_url"}},
 }
 
