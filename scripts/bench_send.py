@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import requests
-import snowflake.connector
 
 from dbt_atomic_local import stack
 from dbt_atomic_local.atomic import presets
@@ -78,18 +77,7 @@ class PeakMemory:
 
 
 def connect(port: int):
-    return snowflake.connector.connect(
-        host="127.0.0.1",
-        port=port,
-        protocol="http",
-        account="fakesnow",
-        user="bench",
-        password="bench",  # noqa: S106 - the local Snowflake accepts any password
-        database=DATABASE,
-        schema=SCHEMA,
-        login_timeout=30,
-        network_timeout=900,
-    )
+    return stack.connect_snowflake(port, DATABASE, SCHEMA, network_timeout=900)
 
 
 def fill(cur, table: str, users: int) -> None:

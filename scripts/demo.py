@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import requests
-import snowflake.connector
 
 from dbt_atomic_local import stack
 from dbt_atomic_local.atomic import presets
@@ -64,18 +63,7 @@ def atomic_config(webhook_tokens: dict[str, str], signing_secret: str, client_id
 
 
 def query(port: int, sql: str) -> list[tuple]:
-    conn = snowflake.connector.connect(
-        host="127.0.0.1",
-        port=port,
-        protocol="http",
-        account="fakesnow",
-        user="local",
-        password="local",  # noqa: S106 - the local Snowflake accepts any password
-        database="atomic_demo",
-        schema="analytics",
-        login_timeout=30,
-        network_timeout=60,
-    )
+    conn = stack.connect_snowflake(port, "atomic_demo", "analytics")
     try:
         return conn.cursor().execute(sql).fetchall()
     finally:

@@ -83,3 +83,23 @@ def running(kind: str, **kwargs) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def connect_snowflake(port: int, database: str, schema: str, host: str = "127.0.0.1", **options):
+    """A Snowflake connector connection to the local Snowflake, always with timeouts."""
+    import snowflake.connector
+
+    settings = {
+        "host": host,
+        "port": port,
+        "protocol": "http",
+        "account": "fakesnow",
+        "user": "local",
+        "password": "local",  # the local Snowflake accepts any user and password
+        "database": database,
+        "schema": schema,
+        "login_timeout": 30,
+        "network_timeout": 120,
+        **options,
+    }
+    return snowflake.connector.connect(**settings)

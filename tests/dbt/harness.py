@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-import snowflake.connector
 
 from dbt_atomic_local import stack
 from dbt_atomic_local.atomic import presets
@@ -112,18 +111,7 @@ class Project:
 
     # The local Snowflake
     def connect(self):
-        return snowflake.connector.connect(
-            host=self.snow.host,
-            port=self.snow.port,
-            protocol="http",
-            account="fakesnow",
-            user="local",
-            password="local",
-            database=DATABASE,
-            schema=self.schema,
-            login_timeout=30,
-            network_timeout=120,
-        )
+        return stack.connect_snowflake(self.snow.port, DATABASE, self.schema, host=self.snow.host)
 
     def query(self, sql: str, params: tuple | None = None) -> list[tuple]:
         conn = self.connect()
