@@ -4,7 +4,8 @@
   One macro for the three ways to run it:
     - a model post-hook:  post_hook="{{ dbt_atomic.atomic_send() }}"
     - on-run-end:         on-run-end: ["{{ dbt_atomic.atomic_send() }}"]
-      (every model with `meta: atomic` that ran successfully and whose tests passed)
+      (every model with `meta: atomic` that ran successfully and whose tests passed,
+      except those that send from their own post-hook)
     - run-operation:      dbt run-operation atomic_send --args '{models: [low_balance_users]}'
 
   The procedure reads the rows itself; no row passes through dbt.
@@ -127,12 +128,24 @@
         {{ log('dbt_atomic: not sending ' ~ node.name ~ ': the model did not build (' ~ result.status ~ ')', info=true) }}
       {%- elif node.unique_id in failed_tests_on -%}
         {{ log('dbt_atomic: not sending ' ~ node.name ~ ': a test on it failed', info=true) }}
+      {%- elif dbt_atomic._atomic_sent_by_post_hook(node) -%}
+        {#- its own post-hook sent it already -#}
       {%- else -%}
         {%- do nodes.append(node) -%}
       {%- endif -%}
     {%- endif -%}
   {%- endfor -%}
   {{ return(nodes) }}
+{% endmacro %}
+
+
+{% macro _atomic_sent_by_post_hook(node) %}
+  {%- for hook in node.config.post_hook or [] -%}
+    {%- if 'atomic_send' in (hook.sql if hook.sql is defined else hook | string) -%}
+      {{ return(true) }}
+    {%- endif -%}
+  {%- endfor -%}
+  {{ return(false) }}
 {% endmacro %}
 
 

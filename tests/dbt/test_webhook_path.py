@@ -26,7 +26,10 @@ def delivered_counts(project, trigger: str) -> dict[str, int]:
 
 def test_build_delivers_signed_batches_and_a_rerun_sends_nothing(project):
     project.deployed()
-    project.dbt("build")
+    out = project.dbt("build").stdout
+    # low_balance_users sends from on-run-end, statement_ready_users from its own post-hook: once each
+    assert out.count("low_balance_users -> low_balance: sent 4") == 1
+    assert out.count("statement_ready_users -> statement_ready:") == 1
 
     assert project.status("low_balance") == dict.fromkeys(LOW_BALANCE_USERS, "delivered")
     assert project.status("statement_ready") == dict.fromkeys(STATEMENT_READY_USERS, "delivered")
