@@ -233,10 +233,10 @@ class Cursor:
     def accept_if_exists(self) -> bool:
         return self.accept_words("IF", "EXISTS")
 
-    def balanced_group(self) -> tuple[int, int]:
-        """Consume `( ... )`; return the offsets of the text inside the parentheses."""
+    def balanced_token_range(self) -> tuple[int, int]:
+        """Consume `( ... )`; return the index range [first, closing paren) of the tokens inside."""
         self.expect_punct("(")
-        start = self.tokens[self.pos - 1].end
+        start = self.pos
         depth = 1
         while True:
             tok = self.next()
@@ -245,7 +245,12 @@ class Cursor:
             elif tok.is_punct(")"):
                 depth -= 1
                 if depth == 0:
-                    return start, tok.start
+                    return start, self.pos - 1
+
+    def balanced_group(self) -> tuple[int, int]:
+        """Consume `( ... )`; return the offsets of the text inside the parentheses."""
+        first, closing = self.balanced_token_range()
+        return self.tokens[first - 1].end, self.tokens[closing].start
 
     def rest_text(self) -> str:
         """The raw SQL from the current token to the end; consumes everything."""

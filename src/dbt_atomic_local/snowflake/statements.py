@@ -405,21 +405,6 @@ def _parse_props_one(cur: Cursor) -> dict[str, PropValue]:
     return {tok.value: _parse_value(cur)}
 
 
-def _group_token_range(cur: Cursor) -> tuple[int, int]:
-    """Consume `( ... )` and return the token index range inside it."""
-    cur.expect_punct("(")
-    start = cur.pos
-    depth = 1
-    while True:
-        tok = cur.next()
-        if tok.is_punct("("):
-            depth += 1
-        elif tok.is_punct(")"):
-            depth -= 1
-            if depth == 0:
-                return start, cur.pos - 1
-
-
 def _text(cur: Cursor, tokens: list[Token]) -> str:
     return cur.sql[tokens[0].start : tokens[-1].end].strip() if tokens else ""
 
@@ -433,7 +418,7 @@ def _parse_type(cur: Cursor) -> str:
     while (tok := cur.peek()) is not None and tok.is_word("PRECISION", "VARYING"):
         cur.next()
     if (tok := cur.peek()) is not None and tok.is_punct("("):
-        _group_token_range(cur)
+        cur.balanced_token_range()
     end = cur.tokens[cur.pos - 1].end
     if cur.accept_words("NOT", "NULL"):
         pass
@@ -441,7 +426,7 @@ def _parse_type(cur: Cursor) -> str:
 
 
 def _parse_create_procedure(cur: Cursor, name: Name, or_replace: bool, if_not_exists: bool) -> CreateProcedure:
-    start, end = _group_token_range(cur)
+    start, end = cur.balanced_token_range()
     args: list[ProcArg] = []
     for group in cur.split_top_level(start, end):
         arg_name = group[0]
@@ -551,7 +536,7 @@ def _parse_alter(cur: Cursor) -> Statement | None:
 
 def _skip_arg_types(cur: Cursor) -> None:
     if (tok := cur.peek()) is not None and tok.is_punct("("):
-        _group_token_range(cur)
+        cur.balanced_token_range()
 
 
 def _parse_drop(cur: Cursor) -> Statement | None:
@@ -643,7 +628,7 @@ def _parse_show_grants(cur: Cursor) -> ShowGrants:
 
 def _parse_call(cur: Cursor) -> Call:
     name = tuple(cur.expect_name())
-    start, end = _group_token_range(cur)
+    start, end = cur.balanced_token_range()
     _expect_end(cur)
     args: list[CallArg] = []
     for group in cur.split_top_level(start, end):
